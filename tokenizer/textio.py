@@ -1,0 +1,32 @@
+"""Strict UTF-8 reading: a bad byte is reported with the file name and its absolute byte offset."""
+from __future__ import annotations
+
+import os
+
+
+class InvalidUTF8Error(ValueError):
+    """Input that is not valid UTF-8; `path` and `offset` (absolute, in bytes) locate the first bad byte."""
+
+    def __init__(self, path: str | os.PathLike, offset: int, reason: str = ""):
+        self.path, self.offset, self.reason = os.fspath(path), offset, reason
+        detail = f" ({reason})" if reason else ""
+        super().__init__(f"{self.path}: invalid UTF-8 at byte offset {offset}{detail}")
+
+    def __reduce__(self):  # keep path/offset when raised in a worker process and pickled back
+        return (type(self), (self.path, self.offset, self.reason))
+
+
+def decode_utf8(data: bytes, path: str | os.PathLike = "<bytes>", base_offset: int = 0) -> str:
+    """Decode `data` as UTF-8; `base_offset` is where `data` starts in `path` (for chunked reads)."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InvalidUTF8Error(path, base_offset + e.start, e.reason) from None
+
+
+def read_text(path: str | os.PathLike, start: int = 0, end: int | None = None) -> str:
+    """Read bytes [start, end) of a file (the whole file by default) as strict UTF-8 text."""
+    with open(path, "rb") as f:
+        f.seek(start)
+        data = f.read() if end is None else f.read(max(0, end - start))
+    return decode_utf8(data, path, start)
