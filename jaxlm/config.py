@@ -42,6 +42,10 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.rope_theta must be a positive number, got {self.rope_theta!r}")
         if not (isinstance(self.eps, (int, float)) and self.eps > 0):
             raise ValueError(f"ModelConfig.eps must be a positive number, got {self.eps!r}")
+        if self.remove_rmsnorm and self.use_post_norm:
+            raise ValueError(
+                "ModelConfig.remove_rmsnorm and use_post_norm are both set: post-norm moves the norms "
+                "that remove_rmsnorm deletes; choose one ablation")
         if self.ffn_type not in FFN_TYPES:
             raise ValueError(f"ModelConfig.ffn_type must be one of {FFN_TYPES}, got {self.ffn_type!r}")
         if self.dtype not in DTYPES:

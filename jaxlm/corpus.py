@@ -380,7 +380,7 @@ class _Story:
         return [
             f"One day, {hero.name} had {n} {plural(food)}. {friend.name} the {friend.kind} had none, and "
             f"{friend.pron} looked very {self.pick(['sad', 'hungry', 'lonely'])}.",
-            self.say(friend, f"Can I have one, please?", "asked"),
+            self.say(friend, "Can I have one, please?", "asked"),
             f"At first, {hero.name} did not want to share. {hero.pron.capitalize()} wanted all {n} "
             f"{plural(food)} for {hero.obj}self.",
             f"Then {hero.pron} saw {friend.name}'s {self.pick(['sad face', 'empty hands', 'teary eyes'])}. "
@@ -401,7 +401,7 @@ class _Story:
             f"{hero.name} took a deep breath and counted to {self.count(3, 10)}. {hero.pron.capitalize()} "
             f"held {hero.poss} {_human(thing)} tight.",
             f"Slowly, {scary} did not seem so scary anymore. {hero.name} felt {self.pick(['brave', 'proud', 'strong'])}.",
-            self.say(hero, f"I did it! I am not scared now!", "shouted"),
+            self.say(hero, "I did it! I am not scared now!", "shouted"),
         ], 4
 
     def rescue(self, hero, friend, thing):
@@ -426,8 +426,8 @@ class _Story:
             f"worked very hard.",
             f"But the {what} fell down! {hero.name} tried again, and it fell down again. It fell down {falls} times.",
             self.say(hero, f"{self.pick(OH_NO)} I will never build a good {what}.", "sighed"),
-            f"{friend.name} came over and smiled. " + self.say(friend, f"Let's try together. We can make the "
-                                                                      f"bottom wider."),
+            f"{friend.name} came over and smiled. " + self.say(friend, "Let's try together. We can make the "
+                                                                      "bottom wider."),
             f"They worked together for {self.count(2, 12)} minutes. This time the {what} stood tall and strong. "
             f"It was the best {what} in {self.town()}!",
         ], 3

@@ -1,14 +1,16 @@
 """Autoregressive generation with a KV cache: one jitted function per shape, no Python per token.
 
-`generate` validates its inputs on the host, then calls `_generate_jit`, which
-  1. preallocates the KV cache `(L, B, H, T_cache, d_head)` for the whole generation
-     (T_cache = prompt length + max_new_tokens - 1 <= context_length: the positions this call can use),
+`generate` validates its inputs on the host, then calls `_generate_jit` (compiled once per config,
+batch, prompt length, max_new_tokens and sampling mode; temperature, top_p, eos_id and key are traced), which
+  1. preallocates the KV cache: per layer a K and a V buffer (B, H, T_cache, d_head), L of each, with
+     T_cache = prompt length + max_new_tokens - 1 <= context_length (every position this call feeds),
   2. prefills it with the whole prompt in one pass of the layers,
   3. samples the new tokens in one `lax.while_loop` that feeds one token per step and exits early once
      every row has produced `eos_id`.
 The layers are `jaxlm.model.block` with a cached `attn_fn`, so norm placement and the ablations are shared
 with `forward`; the attention math is `jaxlm.ops`. The oracle is a full `forward` over the growing sequence
-(tests/test_decode.py).
+(tests/test_decode.py). At batch 1 a step reads every weight once, so on CPU decoding runs at about the
+memory bandwidth / parameter bytes (scripts/bench_generate.py).
 """
 from __future__ import annotations
 
@@ -24,7 +26,8 @@ import numpy as np
 from jaxlm import model, ops
 from jaxlm.config import ModelConfig
 
-__all__ = ["generate", "compile_generate", "sample_logits", "nucleus_threshold", "sample_from_weights", "argmax_first"]
+__all__ = ["generate", "compile_generate", "sample_logits", "nucleus_threshold", "sample_from_weights",
+           "argmax_first"]
 
 # Number of times `_generate_jit` has been traced (tests check "compiled once per shape").
 trace_count = 0

@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ModelConfig as JSON (default: from the checkpoint)")
     p.add_argument("--prompt", required=True, metavar="TEXT",
                    help=f"text to continue; an empty prompt starts a new document after {EOT}")
-    p.add_argument("--max-new-tokens", type=int, default=256, metavar="N", help="tokens per sample (256)")
+    p.add_argument("--max-new-tokens", type=int, default=256, metavar="N",
+                   help="tokens per sample, at most what the context leaves after the prompt (256)")
     p.add_argument("--temperature", type=float, default=0.8, help="softmax temperature, 0 = greedy (0.8)")
     p.add_argument("--top-p", type=float, default=0.9, help="nucleus sampling mass, 1 = off (0.9)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (0)")
@@ -158,17 +159,18 @@ def run(args: argparse.Namespace, out=None) -> dict:
         if eos_id is None:
             raise CliError(f"empty prompt and the tokenizer has no {EOT} to start a document with")
         prompt_ids = [eos_id]
-    if args.max_new_tokens >= config.context_length:
-        raise CliError(f"--max-new-tokens {args.max_new_tokens} must be below the model's context length "
-                       f"{config.context_length}")
-    if len(prompt_ids) + args.max_new_tokens > config.context_length:
-        print(f"note: prompt of {len(prompt_ids)} tokens keeps its last "
-              f"{config.context_length - args.max_new_tokens} to fit the context", file=sys.stderr)
+    ctx, max_new = config.context_length, args.max_new_tokens
+    if len(prompt_ids) >= ctx:
+        raise CliError(f"the prompt has {len(prompt_ids)} tokens; the model's context length is {ctx}")
+    if len(prompt_ids) + max_new > ctx:
+        max_new = ctx - len(prompt_ids)
+        print(f"note: generating {max_new} tokens: the prompt's {len(prompt_ids)} + {args.max_new_tokens} "
+              f"exceed the model's context length {ctx}", file=sys.stderr)
     prompt_BT = np.tile(np.asarray(prompt_ids, np.int32), (args.num_samples, 1))
     try:
         generate_fn, compile_s = decode.compile_generate(
-            params, config, prompt_BT, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-            top_p=args.top_p, eos_id=eos_id, key=jax.random.key(args.seed), truncate=True)
+            params, config, prompt_BT, max_new_tokens=max_new, temperature=args.temperature,
+            top_p=args.top_p, eos_id=eos_id, key=jax.random.key(args.seed))
     except ValueError as e:
         raise CliError(str(e)) from None
     t0 = time.perf_counter()

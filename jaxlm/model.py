@@ -110,7 +110,7 @@ def block(layer_params: dict, x_BTD, config: ModelConfig, attn_fn):
     attn_fn(attn_params, h_BTD) -> (out_BTD, aux) is the attention sublayer, projections included (the
     default is `default_attn_fn`; decoding passes a KV-cached one). Pre-norm (default):
     h = x + attn(norm1(x)), y = h + ffn(norm2(h)); use_post_norm: z = norm1(x + attn(x)),
-    y = norm2(z + ffn(z)); remove_rmsnorm drops every norm (and wins over use_post_norm).
+    y = norm2(z + ffn(z)); remove_rmsnorm drops every norm (ModelConfig rejects it together with use_post_norm).
     """
     lp = layer_params
     if config.remove_rmsnorm:

@@ -1,6 +1,6 @@
 """The whole pipeline on the embedded story corpus, offline, in a few CPU minutes: `make quickstart`.
 
-    python -m jaxlm.quickstart [--out runs/quickstart] [--steps 600] [--d-model 192] ...
+    python -m jaxlm.quickstart [--out runs/quickstart] [--steps 1000] [--d-model 128] ...
 
 1. generate the corpus (train and validation stories from different seeds),
 2. train a byte-level BPE tokenizer on the training split,
@@ -59,25 +59,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m jaxlm.quickstart", description=__doc__.split("\n\n")[0])
     a = p.add_argument
     a("--out", default="runs/quickstart", help="output directory (default: runs/quickstart)")
-    a("--train-bytes", type=int, default=4_000_000, help="training corpus size in bytes")
+    a("--train-bytes", type=int, default=2_000_000, help="training corpus size in bytes")
     a("--val-bytes", type=int, default=200_000, help="validation corpus size in bytes")
-    a("--vocab-size", type=int, default=2048, help="BPE vocabulary size (specials + 256 bytes + merges)")
-    a("--context-length", type=int, default=128)
-    a("--d-model", type=int, default=192)
+    a("--vocab-size", type=int, default=1024, help="BPE vocabulary size (specials + 256 bytes + merges)")
+    a("--context-length", type=int, default=256)
+    a("--d-model", type=int, default=128)
     a("--num-layers", type=int, default=4)
-    a("--num-heads", type=int, default=6)
-    a("--d-ff", type=int, default=512)
-    a("--batch-size", type=int, default=32)
-    a("--steps", type=int, default=600, help="training steps")
-    a("--lr", type=float, default=3e-3, help="peak learning rate")
-    a("--min-lr", type=float, default=3e-4)
+    a("--num-heads", type=int, default=4)
+    a("--d-ff", type=int, default=352)
+    a("--batch-size", type=int, default=8)
+    a("--steps", type=int, default=1000, help="training steps")
+    a("--lr", type=float, default=5e-3, help="peak learning rate")
+    a("--min-lr", type=float, default=5e-4)
     a("--warmup-steps", type=int, default=40)
-    a("--eval-every", type=int, default=100)
+    a("--eval-every", type=int, default=250)
     a("--eval-batches", type=int, default=8)
     a("--workers", type=int, default=2, help="tokenizing processes")
     a("--seed", type=int, default=0)
     a("--prompt", default="Once upon a time", help="start of the printed story")
-    a("--max-new-tokens", type=int, default=200)
+    a("--max-new-tokens", type=int, default=250, help="tokens of the printed story (below --context-length)")
     a("--temperature", type=float, default=0.8)
     a("--top-p", type=float, default=0.9)
     return p

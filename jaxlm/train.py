@@ -330,7 +330,6 @@ def run(cfg: TrainConfig, *, callback: Callable[[dict], None] | None = None, qui
     Raises ConfigError (bad config/data/checkpoint) or TrainingDiverged (non-finite loss).
     """
     import jax
-    import numpy as np
     from tqdm.auto import tqdm
 
     from jaxlm import parallel
@@ -338,6 +337,7 @@ def run(cfg: TrainConfig, *, callback: Callable[[dict], None] | None = None, qui
     from jaxlm.checkpoint import (checkpoint_path, latest_checkpoint, load_checkpoint, prune_checkpoints,
                                   read_extra, save_checkpoint)
     from jaxlm.data import batch_for_step, validation_windows
+    from jaxlm.optim import cosine_schedule
 
     run_start = time.perf_counter()
     if cfg.train_data is None:
@@ -498,7 +498,6 @@ def run(cfg: TrainConfig, *, callback: Callable[[dict], None] | None = None, qui
                 if do_log:
                     tok_s = window_steps * B * T / window_time
                     mfu = flops_per_step * window_steps / window_time / peak_total if peak_total else None
-                    from jaxlm.optim import cosine_schedule
                     lr = cosine_schedule(step - 1, cfg.lr, cfg.min_lr, cfg.warmup_steps, cfg.decay_steps)
                     emit({"step": step, "train_loss": last_loss, "lr": lr, "grad_norm": last_norm,
                           "tokens_per_sec": round(tok_s, 1), "mfu": mfu, "elapsed_s": elapsed()})

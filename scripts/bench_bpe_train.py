@@ -15,7 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from tokenizer.bpe import default_num_workers, train_bpe
+from tokenizer.bpe import train_bpe
+from tokenizer.workers import default_num_workers
 
 ROOT = Path(__file__).resolve().parents[1]
 EOT = "<|endoftext|>"

@@ -2,7 +2,6 @@
 pre-tokenization, bad input, the CLI, and CS336's corpus.en when ../shared/data is there."""
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys

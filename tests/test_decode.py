@@ -68,12 +68,12 @@ def test_greedy_matches_forward_over_the_growing_sequence_literally(base):
     """The same property step by step: forward on the growing sequence, one token at a time."""
     config, params = base
     prompt = PROMPT_BT[0]
+    new = decode.generate(params, config, prompt, max_new_tokens=N_NEW, temperature=0.0)
+    assert new.shape == (N_NEW,)
     seq = list(prompt)
     for _ in range(3):  # (each length compiles a forward: kept short)
         seq.append(int(np.argmax(np.asarray(model.forward(params, np.array(seq), config))[-1])))
-    new = decode.generate(params, config, prompt, max_new_tokens=3, temperature=0.0)
-    assert new.shape == (3,)
-    assert np.asarray(new).tolist() == seq[len(prompt):]
+    assert np.asarray(new)[:3].tolist() == seq[len(prompt):]
 
 
 def test_batch_and_single_agree(base):
@@ -87,7 +87,7 @@ def test_batch_and_single_agree(base):
 def test_tiny_top_p_and_tiny_temperature_equal_greedy(base):
     config, params = base
     greedy = np.asarray(decode.generate(params, config, PROMPT_BT, max_new_tokens=N_NEW, temperature=0.0))
-    for seed in range(3):
+    for seed in range(2):
         key = jax.random.key(seed)
         low_p = decode.generate(params, config, PROMPT_BT, max_new_tokens=N_NEW, top_p=1e-6, key=key)
         cold = decode.generate(params, config, PROMPT_BT, max_new_tokens=N_NEW, temperature=1e-4, key=key)
@@ -176,11 +176,11 @@ def test_eos_is_kept_then_repeated(base):
 
 def test_compiled_once_per_shape(base):
     config, params = base
-    gen = lambda prompt, **kw: decode.generate(params, config, prompt, max_new_tokens=5, **kw)
-    gen(PROMPT_BT[:2], temperature=0.7, top_p=0.8, key=jax.random.key(0))
+    gen = lambda prompt, **kw: decode.generate(params, config, prompt, max_new_tokens=N_NEW, **kw)
+    gen(PROMPT_BT, temperature=0.7, top_p=0.8, key=jax.random.key(0))
     before = decode.trace_count
-    gen(PROMPT_BT[1:], temperature=0.3, top_p=0.5, key=jax.random.key(1))  # same shapes, other values
-    gen(PROMPT_BT[:2] + 1, temperature=1.5, top_p=0.95, key=jax.random.key(2))
+    gen(PROMPT_BT[::-1], temperature=0.3, top_p=0.5, key=jax.random.key(1))  # same shapes, other values
+    gen(PROMPT_BT + 1, temperature=1.5, top_p=0.95, key=jax.random.key(2))
     assert decode.trace_count == before
 
 
@@ -232,3 +232,12 @@ def test_params_that_do_not_fit_the_config_are_named(base):
         decode.generate(missing, config, [1, 2], max_new_tokens=2, temperature=0.0)
     with pytest.raises(ValueError, match="jaxlm.ModelConfig"):
         decode.generate(params, config.to_dict(), [1, 2], max_new_tokens=2, temperature=0.0)
+
+
+def test_bfloat16_compute_follows_the_bfloat16_forward(base):
+    """In bfloat16 the cached and uncached paths round differently, so ask for near (not exact) agreement."""
+    config, params = _setup(dtype="bfloat16")
+    new_BN = np.asarray(decode.generate(params, config, PROMPT_BT, max_new_tokens=N_NEW, temperature=0.0))
+    logits_BSV = np.asarray(model.forward(params, np.concatenate([PROMPT_BT, new_BN], 1), config))
+    T = PROMPT_BT.shape[1]
+    assert (logits_BSV[:, T - 1:-1].argmax(-1) == new_BN).mean() >= 0.9

@@ -113,7 +113,7 @@ def test_model_config_flag_and_missing_metadata(setup, capsys, tmp_path):
     (["--checkpoint", "{root}/ckpts", "--top-p", "1.5"], "--top-p must be in [0, 1]"),
     (["--checkpoint", "{root}/ckpts", "--temperature", "-1"], "--temperature must be >= 0"),
     (["--checkpoint", "{root}/ckpts", "--max-new-tokens", "0"], "--max-new-tokens must be >= 1"),
-    (["--checkpoint", "{root}/ckpts", "--max-new-tokens", "64"], "must be below the model's context length"),
+    (["--checkpoint", "{root}/ckpts", "--prompt", "Once upon a time" * 20], "the model's context length is 64"),
     (["--checkpoint", "{root}/ckpts", "--max-new-tokens", "ten"], "invalid int value"),
     (["--checkpoint", "{root}/ckpts", "--model-config", "{root}/corpus.txt"], "is not valid JSON"),
 ])
@@ -124,6 +124,14 @@ def test_cli_errors_are_one_line_with_exit_2(setup, capsys, argv, message):
     assert code == 2
     assert err.startswith("jaxlm-generate: error: ") and err.count("\n") == 1, err
     assert message in err
+
+
+def test_max_new_tokens_is_clamped_to_the_context(setup, capsys):
+    root, tok, config, params = setup
+    code, out, err = run_cli(capsys, "--checkpoint", str(root / "ckpts"), "--prompt", PROMPT,
+                             "--max-new-tokens", "500", "--temperature", "0")
+    n_prompt = len(tok.encode(PROMPT))
+    assert code == 0 and f"note: generating {64 - n_prompt} tokens" in err
 
 
 def test_truncated_checkpoint_is_reported(setup, capsys, tmp_path):

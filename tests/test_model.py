@@ -98,6 +98,7 @@ def test_bad_inputs_raise(params):
     dict(d_model=20, num_heads=4),  # head dim 5 is odd, RoPE needs pairs
     dict(vocab_size=0), dict(context_length=-1), dict(num_layers=0), dict(num_heads=0), dict(d_ff=0),
     dict(d_model=32.0), dict(ffn_type="gelu"), dict(dtype="float16"), dict(rope_theta=0.0), dict(eps=-1.0),
+    dict(remove_rmsnorm=True, use_post_norm=True),  # contradictory ablations
 ])
 def test_invalid_configs_raise(bad):
     with pytest.raises(ValueError):
@@ -145,8 +146,9 @@ def test_init_statistics_follow_the_handout():
 
 def test_init_params_shapes_and_absent_entries():
     for name, config in CONFIGS.items():
-        p = model.init_params(config, jax.random.PRNGKey(0))
+        p = jax.eval_shape(lambda: model.init_params(config, jax.random.PRNGKey(0)))
         shapes = jax.tree_util.tree_map(lambda a: tuple(a.shape), p)
+        assert all(a.dtype == jnp.float32 for a in jax.tree_util.tree_leaves(p))
         assert shapes == model.param_shapes(config), name
     assert "w3" not in model.param_shapes(CONFIGS["ffn_silu"])["layers"]["ffn"]
     assert "ln_final" not in model.param_shapes(CONFIGS["remove_rmsnorm"])
@@ -179,7 +181,7 @@ def test_bfloat16_compute_path(params):
     base = np.asarray(fwd(params, jnp.asarray(IDS), CFG))
     np.testing.assert_allclose(np.asarray(logits), base, atol=0.15 * np.abs(base).max())
     loss = lambda p: fwd(p, jnp.asarray(IDS), config).mean()
-    grads = jax.jit(jax.grad(loss))(params)
+    grads = jax.eval_shape(jax.grad(loss), params)  # dtypes without compiling the backward pass
     assert all(g.dtype == jnp.float32 for g in jax.tree_util.tree_leaves(grads))
 
 
@@ -191,10 +193,12 @@ def test_nnx_module_mirrors_cs336_names_and_forward(params):
     np.testing.assert_allclose(np.asarray(call(m, jnp.asarray(IDS))),
                                np.asarray(fwd(params, jnp.asarray(IDS), CFG)), atol=1e-5)
     back = m.to_params()
-    assert jax.tree_util.tree_all(jax.tree_util.tree_map(lambda a, b: bool(jnp.array_equal(a, b)), back, params))
+    assert jax.tree_util.tree_structure(back) == jax.tree_util.tree_structure(params)
+    for a, b in zip(jax.tree_util.tree_leaves(back), jax.tree_util.tree_leaves(params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     # gradients through the module equal gradients through the pytree
     g_mod = nnx.jit(nnx.grad(lambda m: m(jnp.asarray(IDS)).mean()))(m)
-    g_pyt = jax.grad(lambda p: fwd(p, jnp.asarray(IDS), CFG).mean())(params)
+    g_pyt = jax.jit(jax.grad(lambda p: fwd(p, jnp.asarray(IDS), CFG).mean()))(params)
     np.testing.assert_allclose(np.asarray(g_mod["layers"][1]["attn"]["k_proj"]["weight"][...]),
                                np.asarray(g_pyt["layers"]["attn"]["qkv_proj"][1, CFG.d_model:2 * CFG.d_model]),
                                atol=1e-6)
@@ -205,3 +209,10 @@ def test_nnx_module_initialises_like_init_params():
     p = m.to_params()
     assert jax.tree_util.tree_map(lambda a: tuple(a.shape), p) == model.param_shapes(CONFIGS["ffn_silu"])
     assert not hasattr(m.layers[0].ffn, "w3")
+
+
+def test_any_leading_batch_dims(params):
+    ids = jnp.asarray(IDS[:, :6])
+    batched = np.asarray(fwd(params, ids, CFG))
+    np.testing.assert_allclose(np.asarray(fwd(params, ids[1], CFG)), batched[1], atol=1e-5)
+    np.testing.assert_allclose(np.asarray(fwd(params, ids.reshape(1, 2, 6), CFG))[0], batched, atol=1e-5)

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 from tokenizer_helpers import EOT, story_text, trained_vocab_merges
 
 from tokenizer import Tokenizer
@@ -44,6 +45,7 @@ CHILD = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_stream_100mb_in_bounded_memory(tmp_path):
     tok_dir = tmp_path / "tok"
     Tokenizer(*trained_vocab_merges(), special_tokens=[EOT]).save(tok_dir)

@@ -11,17 +11,15 @@ Memory grows with the number of distinct pre-tokens, not with the file size.
 from __future__ import annotations
 
 import heapq
-import multiprocessing
 import os
-import sys
-import warnings
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from itertools import repeat
 
-from tokenizer.pretokenize import PRETOKEN_RE, find_chunk_boundaries, special_pattern, split_on_specials
+from tokenizer.pretokenize import (PRETOKEN_RE, find_chunk_boundaries, safe_split_token, special_pattern,
+                                   split_on_specials)
 from tokenizer.textio import decode_utf8
+from tokenizer.workers import default_num_workers, process_pool
 
 BLOCK_BYTES = 4 << 20  # a worker reads and pre-tokenizes at most about this much text at a time
 MIN_BYTES_PER_WORKER = 1 << 20  # below this a process costs more than it saves
@@ -30,20 +28,6 @@ COMPACT_SLACK = 100_000  # rebuild the heap once it holds this many entries more
 
 
 # ---- stage 1: pre-token counts ---------------------------------------------------------------------
-
-def _safe_split_token(special_tokens: Sequence[str]) -> str | None:
-    """A special token at whose start a file can be cut without changing how the specials are matched.
-
-    Cutting before an occurrence of `s` is safe unless a special could match across that cut: one that
-    contains `s` other than as a prefix, or ends with a prefix of `s` (`s` itself included: "aa" in
-    "aaa"). None if no token is safe.
-    """
-    for s in special_tokens:
-        if all(not (t[k:].startswith(s) or s.startswith(t[k:]))
-               for t in special_tokens for k in range(1, len(t))):
-            return s
-    return None
-
 
 def _count_text(text: str, specials_re, counts: Counter) -> None:
     """Add the pre-tokens of `text` (special tokens removed, never counted) to counts (str keys)."""
@@ -96,7 +80,7 @@ def plan_ranges(path: str | os.PathLike, special_tokens: Sequence[str], pieces: 
     if pieces <= 1 or size == 0:
         return [(0, size)] if size else []
     target = -(-size // pieces)
-    split_token = _safe_split_token(special_tokens)
+    split_token = safe_split_token(special_tokens)
     bounds = (find_chunk_boundaries(path, pieces, split_token.encode("utf-8")) if split_token else [0, size])
     if any("\n" in s for s in special_tokens):
         return list(zip(bounds[:-1], bounds[1:]))
@@ -126,17 +110,6 @@ def _group(ranges: list[tuple[int, int]], groups: int) -> list[list[tuple[int, i
     return out
 
 
-def _mp_context():
-    """fork on Linux: cheap, and it never re-imports the caller's __main__ (spawn and forkserver do, which
-    breaks scripts read from stdin or lacking a main guard). The children run only regex and file reads,
-    so a multithreaded parent (e.g. one that has started JAX) is no hazard to them."""
-    return multiprocessing.get_context("fork" if sys.platform.startswith("linux") else None)
-
-
-def default_num_workers() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 def count_pretokens(input_path: str | os.PathLike, special_tokens: Sequence[str] = (), *,
                     num_workers: int | None = None, progress: bool = False) -> Counter[bytes]:
     """{pre-token bytes: count} over the file; special tokens split the text and are not counted."""
@@ -153,10 +126,7 @@ def count_pretokens(input_path: str | os.PathLike, special_tokens: Sequence[str]
         total = Counter(_count_ranges(path, groups[0], specials, bar.update))
     else:
         total = Counter()
-        # an executor, not multiprocessing.Pool: a worker killed (e.g. out of memory) raises instead of hanging
-        with ProcessPoolExecutor(min(workers, len(groups)), mp_context=_mp_context()) as pool, \
-                warnings.catch_warnings():  # JAX, if started, warns about any fork; these children never use it
-            warnings.filterwarnings("ignore", r"os\.fork\(\) was called", RuntimeWarning)
+        with process_pool(min(workers, len(groups))) as pool:
             results = pool.map(_count_ranges, repeat(path), groups, repeat(specials))
             for g, counts in zip(groups, results):  # in order, so the first bad byte is the one reported
                 total.update(counts)

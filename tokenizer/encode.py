@@ -20,17 +20,16 @@ import tempfile
 import time
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from tokenizer.bpe import _mp_context, _safe_split_token
-from tokenizer.pretokenize import find_chunk_boundaries
+from tokenizer.pretokenize import find_chunk_boundaries, safe_split_token
 from tokenizer.textio import decode_utf8
 from tokenizer.tokenizer import Tokenizer
+from tokenizer.workers import process_pool
 
 BLOCK_BYTES = 1 << 20  # text decoded and encoded at a time
 RANGE_BYTES = 8 << 20  # about this much of the file per worker task (more tasks than workers balances load)
@@ -129,7 +128,7 @@ def _encode_range_to_part(path: str, start: int, end: int, part: str, dtype: str
 
 def _ranges(tokenizer: Tokenizer, path: str, size: int, workers: int) -> list[tuple[int, int]]:
     """Byte ranges for the workers: cut where a special token starts, so no cut changes the ids."""
-    token = _safe_split_token(tokenizer.special_tokens)
+    token = safe_split_token(tokenizer.special_tokens)
     if workers <= 1 or token is None:
         return [(0, size)]
     n = max(2 * workers, math.ceil(size / RANGE_BYTES))
@@ -182,8 +181,7 @@ def _encode_parallel(tokenizer, path, ranges, parts_dir, out, dtype, workers, ba
     At most 2 * workers ranges are in flight, so pending part files stay bounded on disk too.
     """
     n_tokens = 0
-    with ProcessPoolExecutor(workers, mp_context=_mp_context(), initializer=_init_worker,
-                             initargs=(tokenizer,)) as pool:
+    with process_pool(workers, initializer=_init_worker, initargs=(tokenizer,)) as pool:
         todo, running = deque(enumerate(ranges)), deque()
         while todo or running:
             while todo and len(running) < 2 * workers:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import regex
 
@@ -59,3 +59,17 @@ def find_chunk_boundaries(path: str | os.PathLike, num_chunks: int, split_token:
             bounds.append(pos)
     bounds.append(size)
     return sorted(set(bounds))
+
+
+def safe_split_token(special_tokens: Sequence[str]) -> str | None:
+    """A special token at whose start a file can be cut without changing how the specials are matched.
+
+    Cutting before an occurrence of `s` is safe unless a special could match across that cut: one that
+    contains `s` other than as a prefix, or ends with a prefix of `s` (`s` itself included: "aa" in
+    "aaa"). None if no token is safe.
+    """
+    for s in special_tokens:
+        if all(not (t[k:].startswith(s) or s.startswith(t[k:]))
+               for t in special_tokens for k in range(1, len(t))):
+            return s
+    return None
