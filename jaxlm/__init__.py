@@ -19,6 +19,7 @@ _EXPORTS = {
     "get_batch": "jaxlm.data",
     "save_checkpoint": "jaxlm.checkpoint",
     "load_checkpoint": "jaxlm.checkpoint",
+    "load_params": "jaxlm.checkpoint",
     "generate": "jaxlm.decode",
 }
 

@@ -47,9 +47,10 @@ def _key_str(key) -> str:
     return str(key)
 
 
-def _flatten(params, opt_state):
+def _flatten(params, opt_state=None, *, params_only=False):
     """[(key path string, leaf)] of {"params": params, "opt_state": opt_state}, and its treedef."""
-    flat, treedef = jax.tree_util.tree_flatten_with_path({"params": params, "opt_state": opt_state})
+    tree = {"params": params} if params_only else {"params": params, "opt_state": opt_state}
+    flat, treedef = jax.tree_util.tree_flatten_with_path(tree)
     return [("/".join(_key_str(k) for k in path), leaf) for path, leaf in flat], treedef
 
 
@@ -229,9 +230,10 @@ def _read_src(src, *, keep_data: bool, header_only: bool = False):
     return _read(src, name, keep_data=keep_data)
 
 
-def _fit_templates(meta, keyed, name):
+def _fit_templates(meta, keyed, name, params_only=False):
     """Check the checkpoint's array table against the template leaves; error listing every difference."""
-    table = {entry["key"]: entry for entry in meta["arrays"]}
+    table = {entry["key"]: entry for entry in meta["arrays"]
+             if not params_only or entry["key"].startswith("params/")}
     template_keys = [key for key, _ in keyed]
     missing = [k for k in template_keys if k not in table]
     unexpected = [k for k in table if k not in set(template_keys)]
@@ -251,16 +253,11 @@ def _fit_templates(meta, keyed, name):
     return table
 
 
-def load_checkpoint(src, params, opt_state):
-    """Restore (params, opt_state, iteration); `params`/`opt_state` are templates giving the structure.
-
-    Template leaves may be arrays or `jax.ShapeDtypeStruct`s; jax.Array templates are restored onto their
-    sharding. Dtypes must match exactly and values come back bit for bit.
-    """
+def _load(src, params, opt_state=None, *, params_only=False):
     meta, data = _read_src(src, keep_data=True)
     name = f"checkpoint {os.fspath(src)!r}" if isinstance(src, (str, os.PathLike)) else "checkpoint"
-    keyed, treedef = _flatten(params, opt_state)
-    table = _fit_templates(meta, keyed, name)
+    keyed, treedef = _flatten(params, opt_state, params_only=params_only)
+    table = _fit_templates(meta, keyed, name, params_only)
     leaves = []
     for key, leaf in keyed:
         entry = table[key]
@@ -268,8 +265,23 @@ def load_checkpoint(src, params, opt_state):
         arr = np.frombuffer(data, dtype=dtype, count=int(np.prod(entry["shape"], dtype=np.int64)),
                             offset=entry["offset"]).reshape(entry["shape"])
         leaves.append(_restore_leaf(arr, leaf))
-    tree = jax.tree_util.tree_unflatten(treedef, leaves)
-    return tree["params"], tree["opt_state"], int(meta["iteration"])
+    return jax.tree_util.tree_unflatten(treedef, leaves), int(meta["iteration"])
+
+
+def load_checkpoint(src, params, opt_state):
+    """Restore (params, opt_state, iteration); `params`/`opt_state` are templates giving the structure.
+
+    Template leaves may be arrays or `jax.ShapeDtypeStruct`s; jax.Array templates are restored onto their
+    sharding. Dtypes must match exactly and values come back bit for bit.
+    """
+    tree, iteration = _load(src, params, opt_state)
+    return tree["params"], tree["opt_state"], iteration
+
+
+def load_params(src, params):
+    """Restore only the parameters (for inference): the optimizer state in the file is skipped, whatever
+    optimizer wrote it. `params` is a template as in `load_checkpoint`."""
+    return _load(src, params, params_only=True)[0]["params"]
 
 
 def read_extra(src) -> dict:

@@ -88,24 +88,39 @@ def sample_logits(logits_BV, key, temperature, top_p, *, greedy: bool, nucleus: 
 # ---- the cached model ------------------------------------------------------------------------------
 
 def _cached_attn_fn(config: ModelConfig, rope, pos, kv_cache):
-    """An attn_fn for `model.block` that writes this step's K/V into the layer's cache (B, H, S, dh) at
-    `pos` and attends over the cache, masking key positions > query position. Its aux is the new cache."""
+    """An attn_fn for `model.block` that attends from the T new positions pos..pos+T-1 over the layer's
+    cache (B, H, S, dh) at positions < pos and over the new keys causally, then writes the new K/V into
+    the cache at `pos`. Its aux is the new cache.
+
+    The new keys are scored apart from the cache (the softmax runs over both score blocks together), so
+    reading the cache does not wait on this step's write: attending over the updated cache makes XLA:CPU
+    fuse the update into the dot's operand and rebuild the whole cache buffer every layer and step.
+    """
     H, dh = config.num_heads, config.head_dim
 
     def attn_fn(attn_params, h_BTD):
         B, T, _ = h_BTD.shape
-        qkv = ops.linear(h_BTD, attn_params["qkv_proj"]).reshape(B, T, 3, H, dh)  # rows [q; k; v]
-        q_BHTd, k_BHTd, v_BHTd = (jnp.moveaxis(qkv[:, :, i], 1, 2) for i in range(3))
+        q_BHTd, k_BHTd, v_BHTd = ops.split_qkv_heads(ops.linear(h_BTD, attn_params["qkv_proj"]), H)
         positions_T = pos + jnp.arange(T)
         if rope is not None:
             q_BHTd = ops.apply_rope(q_BHTd, positions_T, *rope)
             k_BHTd = ops.apply_rope(k_BHTd, positions_T, *rope)
-        k_BHSd, v_BHSd = (jax.lax.dynamic_update_slice(c, new.astype(c.dtype), (0, 0, pos, 0))
-                          for c, new in zip(kv_cache, (k_BHTd, v_BHTd)))
-        mask_TS = jnp.arange(k_BHSd.shape[2])[None, :] <= positions_T[:, None]
-        out_BHTd = ops.scaled_dot_product_attention(q_BHTd, k_BHSd, v_BHSd, mask_TS)
+        k_BHSd, v_BHSd = kv_cache
+        k_BHTd, v_BHTd = k_BHTd.astype(k_BHSd.dtype), v_BHTd.astype(v_BHSd.dtype)
+        S = k_BHSd.shape[2]
+        # softmax(q [K_cache; k_new]^T / sqrt(dh)) [V_cache; v_new], as ops.scaled_dot_product_attention
+        q_BHTd = q_BHTd * jnp.asarray(dh ** -0.5, q_BHTd.dtype)
+        old_BHTS = jnp.einsum("bhqd,bhkd->bhqk", q_BHTd, k_BHSd, preferred_element_type=jnp.float32)
+        new_BHTT = jnp.einsum("bhqd,bhkd->bhqk", q_BHTd, k_BHTd, preferred_element_type=jnp.float32)
+        old_BHTS = jnp.where(jnp.arange(S) < pos, old_BHTS, -jnp.inf)  # unwritten slots
+        new_BHTT = jnp.where(ops.causal_mask(T), new_BHTT, -jnp.inf)
+        w_BHTK = ops.softmax(jnp.concatenate([old_BHTS, new_BHTT], axis=-1), axis=-1).astype(v_BHSd.dtype)
+        out_BHTd = (jnp.einsum("bhqk,bhkd->bhqd", w_BHTK[..., :S], v_BHSd)
+                    + jnp.einsum("bhqk,bhkd->bhqd", w_BHTK[..., S:], v_BHTd))
         out_BTD = jnp.moveaxis(out_BHTd, 1, 2).reshape(B, T, H * dh)
-        return ops.linear(out_BTD, attn_params["output_proj"]), (k_BHSd, v_BHSd)
+        new_cache = tuple(jax.lax.dynamic_update_slice(c, new, (0, 0, pos, 0))
+                          for c, new in ((k_BHSd, k_BHTd), (v_BHSd, v_BHTd)))
+        return ops.linear(out_BTD, attn_params["output_proj"]), new_cache
 
     return attn_fn
 

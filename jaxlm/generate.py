@@ -70,10 +70,9 @@ def load_model(checkpoint: str, model_config: str | None = None):
     """(params, ModelConfig, checkpoint metadata) from a checkpoint file or directory."""
     import jax
 
-    from jaxlm.checkpoint import load_checkpoint, read_extra
+    from jaxlm.checkpoint import load_params, read_extra
     from jaxlm.config import ModelConfig
     from jaxlm.model import init_params
-    from jaxlm.optim import adamw
 
     path = resolve_checkpoint(checkpoint)
     try:
@@ -91,10 +90,7 @@ def load_model(checkpoint: str, model_config: str | None = None):
         else:
             raise CliError(f"checkpoint {str(path)!r} has no model_config in its metadata: pass --model-config")
         config = ModelConfig.from_dict(config_dict)
-        # Templates give the structure; the optimizer state is read along (the file holds both).
-        params_t = jax.eval_shape(init_params, config, jax.random.key(0))
-        opt_t = jax.eval_shape(adamw(1e-3).init, params_t)
-        params, _, _ = load_checkpoint(path, params_t, opt_t)
+        params = load_params(path, jax.eval_shape(init_params, config, jax.random.key(0)))
     except CliError:
         raise
     except (ValueError, TypeError) as e:

@@ -140,6 +140,17 @@ def causal_mask(t: int):
     return jnp.tril(jnp.ones((t, t), dtype=bool))
 
 
+def split_qkv_heads(qkv, num_heads: int):
+    """Split a fused projection (..., T, 3*H*d_k) with features [q; k; v] (each head-major) into q, k, v
+    of shape (..., H, T, d_k): heads become a batch dimension."""
+    *lead, t, hd3 = qkv.shape
+    if hd3 % (3 * num_heads):
+        raise ValueError(f"qkv has {hd3} features, not a multiple of 3 * num_heads = {3 * num_heads}")
+    qkv = qkv.reshape(*lead, t, 3, num_heads, hd3 // (3 * num_heads))
+    qkv = jnp.moveaxis(qkv, -4, -2)  # (..., 3, H, T, d_k)
+    return qkv[..., 0, :, :, :], qkv[..., 1, :, :, :], qkv[..., 2, :, :, :]
+
+
 def multihead_self_attention(x, w_qkv, wo, num_heads, *, rope=None, positions=None):
     """Causal multi-head self-attention over x (..., T, D).
 
@@ -157,9 +168,7 @@ def multihead_self_attention(x, w_qkv, wo, num_heads, *, rope=None, positions=No
         raise ValueError(f"w_qkv has {hd3} rows, not a multiple of 3 * num_heads = {3 * num_heads}")
     d_k = hd3 // (3 * num_heads)
     t = x.shape[-2]
-    qkv = linear(x, w_qkv).reshape(*x.shape[:-1], 3, num_heads, d_k)  # (..., T, 3, H, d_k)
-    qkv = jnp.moveaxis(qkv, -4, -2)  # (..., 3, H, T, d_k)
-    q, k, v = qkv[..., 0, :, :, :], qkv[..., 1, :, :, :], qkv[..., 2, :, :, :]
+    q, k, v = split_qkv_heads(linear(x, w_qkv), num_heads)  # each (..., H, T, d_k)
     if rope is not None:
         if positions is None:
             positions = jnp.arange(t)

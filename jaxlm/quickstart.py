@@ -10,13 +10,12 @@
 5. plot the loss curves to a PNG,
 6. load the checkpoint and print a generated story (`jaxlm.generate`).
 Every size is a flag (the tests turn them down). Outputs land in --out: corpus/, tokenizer/, data/,
-checkpoints/, log.jsonl, loss.png, summary.json.
+checkpoints/, quickstart.jsonl (the training log), loss.png, summary.json.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import time
@@ -103,7 +102,7 @@ def run(args: argparse.Namespace) -> dict:
 
     for sub in ("corpus", "tokenizer", "data", "checkpoints"):  # a fresh run: no stale files
         shutil.rmtree(out / sub, ignore_errors=True)
-    for name in ("log.jsonl", "loss.png", "summary.json"):
+    for name in ("quickstart.jsonl", "loss.png", "summary.json"):
         (out / name).unlink(missing_ok=True)
 
     stage("corpus", f"1/6 generating the story corpus ({args.train_bytes:,} + {args.val_bytes:,} bytes)")
@@ -133,7 +132,7 @@ def run(args: argparse.Namespace) -> dict:
         batch_size=args.batch_size, max_steps=args.steps, lr=args.lr, min_lr=args.min_lr,
         warmup_steps=min(args.warmup_steps, args.steps), eval_every=args.eval_every,
         eval_batches=args.eval_batches, log_every=max(1, min(10, args.steps // 10)),
-        log_file=str(out / "log.jsonl"), checkpoint_dir=str(out / "checkpoints"), checkpoint_every=0,
+        log_file=str(out / "quickstart.jsonl"), checkpoint_dir=str(out / "checkpoints"), checkpoint_every=0,
         keep=1, seed=args.seed)
     n_params = _param_count(cfg)
     tokens_seen = args.steps * args.batch_size * args.context_length
@@ -178,7 +177,7 @@ def run(args: argparse.Namespace) -> dict:
               "checkpoint": summary["checkpoint"], "args": vars(args)}
     (out / "summary.json").write_text(json.dumps(result, indent=2) + "\n")
     _say(f"\nDone in {result['wall_s']:.0f}s: val loss {result['val_loss']:.3f}. Everything is in {out}/ "
-         f"(summary.json, log.jsonl, loss.png, checkpoints/). More samples:\n"
+         f"(summary.json, quickstart.jsonl, loss.png, checkpoints/). More samples:\n"
          f"  python -m jaxlm.generate --checkpoint {out / 'checkpoints'} --prompt \"Once upon a time\"")
     return result
 

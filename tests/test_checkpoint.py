@@ -97,6 +97,18 @@ def test_template_mismatch_lists_the_keys(state):
     assert "params/emb: checkpoint float32(7, 4) vs template float32(8, 4)" in msg
 
 
+def test_load_params_skips_the_optimizer_state(state, tmp_path):
+    params, opt_state = state
+    path = tmp_path / "p.ckpt"
+    ckpt.save_checkpoint(params, opt_state, 5, path)
+    _assert_bit_exact(ckpt.load_params(path, jax.eval_shape(lambda: params)), params)
+    # a params-only file (another optimizer's state, or none) loads the same way
+    ckpt.save_checkpoint(params, {"sgd": jnp.zeros(2)}, 5, path)
+    _assert_bit_exact(ckpt.load_params(path, _zeros_like(params)), params)
+    with pytest.raises(ckpt.CheckpointError, match="missing from checkpoint .*params/extra"):
+        ckpt.load_params(path, {**params, "extra": jnp.zeros(1)})
+
+
 def test_failed_save_leaves_previous_checkpoint_intact(state, tmp_path, monkeypatch):
     params, opt_state = state
     path = tmp_path / "c.ckpt"

@@ -17,13 +17,13 @@ def test_quickstart_runs_every_stage(tmp_path, capsys):
     for n in range(1, 7):
         assert f"== {n}/6" in printed
     for path in ("corpus/train.txt", "corpus/valid.txt", "tokenizer/vocab.json", "tokenizer/merges.txt",
-                 "data/train.npy", "data/valid.npy", "log.jsonl", "loss.png", "checkpoints/ckpt_00000030.ckpt"):
+                 "data/train.npy", "data/valid.npy", "quickstart.jsonl", "loss.png", "checkpoints/ckpt_00000030.ckpt"):
         assert (out / path).is_file(), path
     summary = json.loads((out / "summary.json").read_text())
     assert summary["sample"].startswith("Once upon a time") and summary["sample"] in printed
     assert "tokens/s" in printed and "val loss" in printed
     assert summary["val_loss"] < math.log(300) - 1.0  # learned something in 30 steps
-    evals = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines() if "val_loss" in line]
+    evals = [json.loads(line) for line in (out / "quickstart.jsonl").read_text().splitlines() if "val_loss" in line]
     assert [r["step"] for r in evals] == [15, 30]
     assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
