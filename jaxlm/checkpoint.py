@@ -25,6 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from tokenizer.textio import atomic_write
+
 MAGIC = b"JAXLMCKP"
 FORMAT_VERSION = 1
 _PREFIX = struct.Struct("<8sIQ")  # magic, format version, header length
@@ -116,16 +118,6 @@ def _write(f, header: bytes, arrays) -> None:
     f.write(digest.digest())
 
 
-def _fsync_dir(directory: Path) -> None:
-    if not hasattr(os, "O_DIRECTORY"):  # e.g. Windows: directory entries cannot be fsynced
-        return
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def save_checkpoint(params, opt_state, iteration: int, out, *, extra: dict | None = None) -> None:
     """Write params, optimizer state, iteration and `extra` (JSON-able dict) to a path or binary file."""
     iteration = int(iteration)
@@ -147,19 +139,8 @@ def save_checkpoint(params, opt_state, iteration: int, out, *, extra: dict | Non
     if not isinstance(out, (str, os.PathLike)):
         _write(out, header, arrays)
         return
-    path = Path(out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            _write(f, header, arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    with atomic_write(out) as f:
+        _write(f, header, arrays)
 
 
 # ---- reading -------------------------------------------------------------------------------------
@@ -348,7 +329,7 @@ def prune_checkpoints(directory, keep: int) -> list[Path]:
             continue
         path.unlink(missing_ok=True)
         removed.append(path)
-    for tmp in Path(directory).glob(".ckpt_*.ckpt.tmp-*"):
+    for tmp in Path(directory).glob(".ckpt_*.ckpt.*.tmp"):
         tmp.unlink(missing_ok=True)
         removed.append(tmp)
     return removed

@@ -69,3 +69,17 @@ class ModelConfig:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict())
+
+
+def read_json_object(path: str, what: str) -> dict[str, Any]:
+    """The JSON object in file `path`; a ValueError naming `what` (e.g. "--config") and the problem."""
+    try:
+        with open(path) as fh:
+            value = json.load(fh)
+    except OSError as e:
+        raise ValueError(f"cannot read {what} {path!r}: {e.strerror}") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{what} {path!r} is not valid JSON: {e}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} {path!r} must hold a JSON object")
+    return value

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 from dataclasses import dataclass
+
+from tokenizer.textio import atomic_write
 
 EOT = "<|endoftext|>"
 
@@ -540,25 +541,14 @@ def write_corpus(path: str | os.PathLike, num_bytes: int | None = None, *, num_s
     """
     if (num_bytes is None) == (num_stories is None):
         raise ValueError("give exactly one of num_bytes or num_stories")
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".corpus-", suffix=".tmp")
     written = 0
-    try:
-        with os.fdopen(fd, "wb") as f:
-            i = 0
-            while (num_stories is None or i < num_stories) and (num_bytes is None or written < num_bytes):
-                data = ((EOT if i else "") + generate_story(i, seed)).encode("utf-8")
-                f.write(data)
-                written += len(data)
-                i += 1
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; give it a normal file's mode
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    with atomic_write(path) as f:
+        i = 0
+        while (num_stories is None or i < num_stories) and (num_bytes is None or written < num_bytes):
+            data = ((EOT if i else "") + generate_story(i, seed)).encode("utf-8")
+            f.write(data)
+            written += len(data)
+            i += 1
     return written
 
 

@@ -88,39 +88,25 @@ def sample_logits(logits_BV, key, temperature, top_p, *, greedy: bool, nucleus: 
 # ---- the cached model ------------------------------------------------------------------------------
 
 def _cached_attn_fn(config: ModelConfig, rope, pos, kv_cache):
-    """An attn_fn for `model.block` that attends from the T new positions pos..pos+T-1 over the layer's
-    cache (B, H, S, dh) at positions < pos and over the new keys causally, then writes the new K/V into
-    the cache at `pos`. Its aux is the new cache.
-
-    The new keys are scored apart from the cache (the softmax runs over both score blocks together), so
-    reading the cache does not wait on this step's write: attending over the updated cache makes XLA:CPU
-    fuse the update into the dot's operand and rebuild the whole cache buffer every layer and step.
-    """
-    H, dh = config.num_heads, config.head_dim
+    """An attn_fn for `model.block` that writes this step's K/V into the layer's cache (B*H, S, dh) at
+    `pos` and attends over the cache, masking key positions > query position. Its aux is the new cache."""
+    H = config.num_heads
 
     def attn_fn(attn_params, h_BTD):
-        B, T, _ = h_BTD.shape
+        B, T, D = h_BTD.shape
         q_BHTd, k_BHTd, v_BHTd = ops.split_qkv_heads(ops.linear(h_BTD, attn_params["qkv_proj"]), H)
         positions_T = pos + jnp.arange(T)
         if rope is not None:
             q_BHTd = ops.apply_rope(q_BHTd, positions_T, *rope)
             k_BHTd = ops.apply_rope(k_BHTd, positions_T, *rope)
-        k_BHSd, v_BHSd = kv_cache
-        k_BHTd, v_BHTd = k_BHTd.astype(k_BHSd.dtype), v_BHTd.astype(v_BHSd.dtype)
-        S = k_BHSd.shape[2]
-        # softmax(q [K_cache; k_new]^T / sqrt(dh)) [V_cache; v_new], as ops.scaled_dot_product_attention
-        q_BHTd = q_BHTd * jnp.asarray(dh ** -0.5, q_BHTd.dtype)
-        old_BHTS = jnp.einsum("bhqd,bhkd->bhqk", q_BHTd, k_BHSd, preferred_element_type=jnp.float32)
-        new_BHTT = jnp.einsum("bhqd,bhkd->bhqk", q_BHTd, k_BHTd, preferred_element_type=jnp.float32)
-        old_BHTS = jnp.where(jnp.arange(S) < pos, old_BHTS, -jnp.inf)  # unwritten slots
-        new_BHTT = jnp.where(ops.causal_mask(T), new_BHTT, -jnp.inf)
-        w_BHTK = ops.softmax(jnp.concatenate([old_BHTS, new_BHTT], axis=-1), axis=-1).astype(v_BHSd.dtype)
-        out_BHTd = (jnp.einsum("bhqk,bhkd->bhqd", w_BHTK[..., :S], v_BHSd)
-                    + jnp.einsum("bhqk,bhkd->bhqd", w_BHTK[..., S:], v_BHTd))
-        out_BTD = jnp.moveaxis(out_BHTd, 1, 2).reshape(B, T, H * dh)
-        new_cache = tuple(jax.lax.dynamic_update_slice(c, new, (0, 0, pos, 0))
-                          for c, new in ((k_BHSd, k_BHTd), (v_BHSd, v_BHTd)))
-        return ops.linear(out_BTD, attn_params["output_proj"]), new_cache
+        # (B*H, S, dh): the attention dots' own batch layout, so the cache is never reshaped.
+        q_NTd, k_NTd, v_NTd = (t.reshape(B * H, T, -1) for t in (q_BHTd, k_BHTd, v_BHTd))
+        k_NSd, v_NSd = (jax.lax.dynamic_update_slice(c, new.astype(c.dtype), (0, pos, 0))
+                        for c, new in zip(kv_cache, (k_NTd, v_NTd)))
+        mask_TS = jnp.arange(k_NSd.shape[1])[None, :] <= positions_T[:, None]
+        out_BHTd = ops.scaled_dot_product_attention(q_NTd, k_NSd, v_NSd, mask_TS).reshape(B, H, T, -1)
+        out_BTD = jnp.moveaxis(out_BHTd, 1, 2).reshape(B, T, D)
+        return ops.linear(out_BTD, attn_params["output_proj"]), (k_NSd, v_NSd)
 
     return attn_fn
 
@@ -153,7 +139,7 @@ def _generate_jit(params, prompt_BT, key, temperature, top_p, eos_id, *, config:
               for i in range(config.num_layers)]  # sliced once, outside the loop
     rope = model.rope_for(config)
     # The cache holds every position this call feeds through the model: the prompt and N - 1 new tokens.
-    cache_BHSd = jnp.zeros((B, config.num_heads, T + N - 1, config.head_dim), dtype)
+    cache_BHSd = jnp.zeros((B * config.num_heads, T + N - 1, config.head_dim), dtype)
     kv_caches = tuple((cache_BHSd, cache_BHSd) for _ in range(config.num_layers))
 
     logits_BV, kv_caches = _model_step(params, layers, prompt_BT, 0, kv_caches, config, rope)

@@ -14,7 +14,6 @@ forwards to `jaxlm.decode.generate`.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -71,20 +70,14 @@ def load_model(checkpoint: str, model_config: str | None = None):
     import jax
 
     from jaxlm.checkpoint import load_params, read_extra
-    from jaxlm.config import ModelConfig
+    from jaxlm.config import ModelConfig, read_json_object
     from jaxlm.model import init_params
 
     path = resolve_checkpoint(checkpoint)
     try:
         extra = read_extra(path)
         if model_config is not None:
-            try:
-                with open(model_config) as fh:
-                    config_dict = json.load(fh)
-            except OSError as e:
-                raise CliError(f"cannot read --model-config {model_config!r}: {e.strerror}") from None
-            except json.JSONDecodeError as e:
-                raise CliError(f"--model-config {model_config!r} is not valid JSON: {e}") from None
+            config_dict = read_json_object(model_config, "--model-config")
         elif "model_config" in extra:
             config_dict = extra["model_config"]
         else:

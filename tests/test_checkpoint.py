@@ -145,7 +145,7 @@ def test_latest_and_prune(state, tmp_path):
     newest.write_bytes(newest.read_bytes()[:-10])  # a partial newest file is skipped
     with pytest.warns(UserWarning, match="ckpt_00001000.ckpt.*truncated"):
         assert ckpt.latest_checkpoint(tmp_path) == ckpt.checkpoint_path(tmp_path, 300)
-    (tmp_path / ".ckpt_00000400.ckpt.tmp-999").write_bytes(b"partial")
+    (tmp_path / ".ckpt_00000400.ckpt.x1y2z3.tmp").write_bytes(b"partial")  # a crashed save's temp file
     removed = ckpt.prune_checkpoints(tmp_path, keep=2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt_00000200.ckpt", "ckpt_00000300.ckpt",
                                                           "ckpt_00001000.ckpt"]

@@ -27,7 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from tokenizer.pretokenize import find_chunk_boundaries, safe_split_token
-from tokenizer.textio import decode_utf8
+from tokenizer.textio import atomic_write, decode_utf8
 from tokenizer.tokenizer import Tokenizer
 from tokenizer.workers import process_pool
 
@@ -148,11 +148,10 @@ def encode_file(tokenizer: Tokenizer, input_path: str | os.PathLike, output_path
     output.parent.mkdir(parents=True, exist_ok=True)
     size, dtype = os.path.getsize(path), ids_dtype(tokenizer)
     ranges = _ranges(tokenizer, path, size, workers)
-    fd, tmp = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp")
     parts_dir = None
     bar = tqdm(total=size, unit="B", unit_scale=True, desc="encode", disable=None if progress else True)
     try:
-        with os.fdopen(fd, "wb") as out:
+        with atomic_write(output) as out:
             out.write(npy_header(dtype, 0))
             if len(ranges) == 1:
                 n_tokens = _encode_range(tokenizer, path, 0, size, out, dtype, bar)
@@ -161,13 +160,6 @@ def encode_file(tokenizer: Tokenizer, input_path: str | os.PathLike, output_path
                 n_tokens = _encode_parallel(tokenizer, path, ranges, parts_dir, out, dtype, workers, bar)
             out.seek(0)
             out.write(npy_header(dtype, n_tokens))
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, output)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     finally:
         bar.close()
         if parts_dir is not None:
