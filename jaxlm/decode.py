@@ -2,7 +2,7 @@
 
 `generate` validates its inputs on the host, then calls `_generate_jit` (compiled once per config,
 batch, prompt length, max_new_tokens and sampling mode; temperature, top_p, eos_id and key are traced), which
-  1. preallocates the KV cache: per layer a K and a V buffer (B, H, T_cache, d_head), L of each, with
+  1. preallocates the KV cache: per layer a K and a V buffer (B*H, T_cache, d_head), L of each, with
      T_cache = prompt length + max_new_tokens - 1 <= context_length (every position this call feeds),
   2. prefills it with the whole prompt in one pass of the layers,
   3. samples the new tokens in one `lax.while_loop` that feeds one token per step and exits early once
@@ -10,7 +10,8 @@ batch, prompt length, max_new_tokens and sampling mode; temperature, top_p, eos_
 The layers are `jaxlm.model.block` with a cached `attn_fn`, so norm placement and the ablations are shared
 with `forward`; the attention math is `jaxlm.ops`. The oracle is a full `forward` over the growing sequence
 (tests/test_decode.py). At batch 1 a step reads every weight once, so on CPU decoding runs at about the
-memory bandwidth / parameter bytes (scripts/bench_generate.py).
+memory bandwidth / parameter bytes (scripts/bench_generate.py); the caches are updated in place, never
+copied (check the compiled while body for `copy(` when changing the cache code).
 """
 from __future__ import annotations
 
@@ -99,7 +100,8 @@ def _cached_attn_fn(config: ModelConfig, rope, pos, kv_cache):
         if rope is not None:
             q_BHTd = ops.apply_rope(q_BHTd, positions_T, *rope)
             k_BHTd = ops.apply_rope(k_BHTd, positions_T, *rope)
-        # (B*H, S, dh): the attention dots' own batch layout, so the cache is never reshaped.
+        # Caches are (B*H, S, dh), the attention dots' own batch layout: with (B, H, S, dh) XLA:CPU
+        # reshapes the updated cache for the dots, which costs one or two cache copies per layer and step.
         q_NTd, k_NTd, v_NTd = (t.reshape(B * H, T, -1) for t in (q_BHTd, k_BHTd, v_BHTd))
         k_NSd, v_NSd = (jax.lax.dynamic_update_slice(c, new.astype(c.dtype), (0, pos, 0))
                         for c, new in zip(kv_cache, (k_NTd, v_NTd)))
@@ -139,8 +141,8 @@ def _generate_jit(params, prompt_BT, key, temperature, top_p, eos_id, *, config:
               for i in range(config.num_layers)]  # sliced once, outside the loop
     rope = model.rope_for(config)
     # The cache holds every position this call feeds through the model: the prompt and N - 1 new tokens.
-    cache_BHSd = jnp.zeros((B * config.num_heads, T + N - 1, config.head_dim), dtype)
-    kv_caches = tuple((cache_BHSd, cache_BHSd) for _ in range(config.num_layers))
+    cache_NSd = jnp.zeros((B * config.num_heads, T + N - 1, config.head_dim), dtype)
+    kv_caches = tuple((cache_NSd, cache_NSd) for _ in range(config.num_layers))
 
     logits_BV, kv_caches = _model_step(params, layers, prompt_BT, 0, kv_caches, config, rope)
 

@@ -7,7 +7,8 @@ context 512, untied, float32) with random weights, batch 1, a 16-token prompt, 2
 with temperature 0.8 and top-p 0.9 (no early stop). jaxlm is timed after compilation (compile time
 reported separately); the peer (../shared/peers/torch_llama_generate.py, run as a subprocess each
 repeat, interleaved with ours so both see the same machine load) times its own call after a warm-up.
-Prints a markdown table of medians and the ratio.
+Also times the floor of batch-1 decoding on this machine: a loop of only the weight mat-vecs of a
+decode step (`matvec_bound`). Prints a markdown table of medians and the ratio.
 """
 from __future__ import annotations
 
@@ -49,6 +50,34 @@ def jax_rates(params, prompt, new_tokens: int, temperature: float, top_p: float,
     return once, first_s
 
 
+def matvec_bound(params, new_tokens: int):
+    """A closure timing the floor of batch-1 decoding -> tokens/s: a jitted loop doing only a decode step's
+    weight mat-vecs (every layer's qkv, output, w1, w3, w2 and the lm_head; no attention, norms or
+    sampling), i.e. reading every weight once per token as generate must."""
+    @jax.jit
+    def loop(params, x_D):
+        layers = [jax.tree_util.tree_map(lambda p: p[i], params["layers"]) for i in range(CONFIG.num_layers)]
+
+        def step(_, x_D):
+            for lp in layers:
+                attn, ffn = lp["attn"], lp["ffn"]
+                x_D = x_D + attn["output_proj"] @ (attn["qkv_proj"] @ x_D)[:CONFIG.d_model]
+                x_D = x_D + ffn["w2"] @ ((ffn["w1"] @ x_D) * (ffn["w3"] @ x_D))
+            return x_D + 1e-6 * (params["lm_head"] @ x_D)[:CONFIG.d_model]  # keep the lm_head live
+
+        return jax.lax.fori_loop(0, new_tokens, step, x_D)
+
+    x_D = jax.numpy.ones((CONFIG.d_model,), jax.numpy.float32)
+    loop(params, x_D).block_until_ready()
+
+    def once() -> float:
+        t = time.perf_counter()
+        loop(params, x_D).block_until_ready()
+        return new_tokens / (time.perf_counter() - t)
+
+    return once
+
+
 def peer_rate(peer: Path, new_tokens: int) -> float:
     proc = subprocess.run([sys.executable, str(peer), "--new-tokens", str(new_tokens)], capture_output=True,
                           text=True, check=True)
@@ -73,10 +102,13 @@ def main(argv=None) -> int:
         print(f"peer {args.peer} not found: timing jaxlm only", file=sys.stderr)
         use_peer = False
 
-    runs = {"jaxlm top-p": [], "jaxlm greedy": [], "hf": []}
+    bound = matvec_bound(params, args.new_tokens)
+
+    runs = {"jaxlm top-p": [], "jaxlm greedy": [], "mat-vec bound": [], "hf": []}
     for r in range(args.repeats):
         runs["jaxlm top-p"].append(sampled())
         runs["jaxlm greedy"].append(greedy())
+        runs["mat-vec bound"].append(bound())
         if use_peer:
             try:
                 runs["hf"].append(peer_rate(args.peer, args.new_tokens))
@@ -101,6 +133,9 @@ def main(argv=None) -> int:
           f"{ratio('jaxlm top-p')} |")
     print(f"| jaxlm `generate` (jitted KV cache) | greedy | {med['jaxlm greedy']:,.0f} | "
           f"{ratio('jaxlm greedy')} |")
+    print(f"| weights-only mat-vec loop (the floor: every weight read once per token) | - | "
+          f"{med['mat-vec bound']:,.0f} | {ratio('mat-vec bound')} |")
+    print("\n" + ", ".join(f"{k} {1e3 / v:.2f} ms/token" for k, v in med.items()))
     print(f"\njaxlm first call (trace + compile + run): top-p {first_sampled:.1f}s, greedy {first_greedy:.1f}s")
     if args.json:
         args.json.write_text(json.dumps({"runs": runs, "medians": med, "first_call_s": {

@@ -170,6 +170,19 @@ def mha_inputs():
     return D, H, T, rng.standard_normal((2, T, D)).astype(np.float32), ws
 
 
+def test_split_qkv_heads_against_numpy_slicing():
+    rng = np.random.default_rng(7)
+    B, T, H, dk = 2, 5, 3, 4
+    qkv = rng.normal(size=(B, T, 3 * H * dk)).astype(np.float32)
+    q, k, v = ops.split_qkv_heads(jnp.asarray(qkv), H)
+    for i, got in enumerate((q, k, v)):
+        block = qkv[..., i * H * dk:(i + 1) * H * dk]  # [q; k; v], each head-major
+        want = np.stack([block[..., h * dk:(h + 1) * dk] for h in range(H)], axis=1)  # (B, H, T, dk)
+        np.testing.assert_array_equal(np.asarray(got), want)
+    with pytest.raises(ValueError, match="multiple of 3 \\* num_heads"):
+        ops.split_qkv_heads(jnp.zeros((T, 3 * H * dk + 1)), H)
+
+
 def test_mha_against_numpy_fused_and_separate(mha_inputs):
     D, H, T, x, (wq, wk, wv, wo) = mha_inputs
     expected = ref.mha(x, wq, wk, wv, wo, H)
