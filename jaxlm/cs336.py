@@ -26,7 +26,10 @@ def run_train_bpe(input_path: str | os.PathLike, vocab_size: int, special_tokens
 
 
 # ---- model -----------------------------------------------------------------------------------------
-import jax.numpy as jnp  # noqa: E402  (section-local imports)
+import functools  # noqa: E402  (section-local imports)
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from jaxlm import model, ops  # noqa: E402
@@ -35,42 +38,62 @@ from jaxlm.state_dict import layer_state_dict_to_params, state_dict_to_params  #
 
 
 def _arr(x, dtype=None):
-    """A JAX array from numpy, JAX or (duck-typed, never imported) torch input; floats become float32."""
+    """A JAX array from numpy, JAX or (duck-typed, never imported) torch input; floats become float32
+    (float64 inside a `_float64` adapter)."""
     if hasattr(x, "detach"):
         x = x.detach().cpu().numpy()
     x = np.asarray(x)
     if dtype is None and np.issubdtype(x.dtype, np.floating):
-        dtype = np.float32
+        dtype = jax.dtypes.canonicalize_dtype(np.float64)
     return jnp.asarray(x if dtype is None else x.astype(dtype))
+
+
+def _float64(adapter):
+    """Compute a single-op adapter in float64 (x64 enabled for the call only), return float32 as the
+    assignment's tensors are. The ops are checked to 1e-6 absolute, tighter than float32 arithmetic gives
+    for outputs of size ~2 (one final rounding stays well inside it); the model itself (and
+    run_transformer_lm) computes in its config dtype."""
+    @functools.wraps(adapter)
+    def wrapped(*args, **kwargs):
+        with jax.enable_x64(True):
+            out = adapter(*args, **kwargs)
+            return out.astype(jnp.float32) if jnp.issubdtype(out.dtype, jnp.floating) else out
+    return wrapped
 
 
 def _config(**kw):
     return ModelConfig(**{"vocab_size": 1, "num_layers": 1, **kw})
 
 
+@_float64
 def run_linear(d_in, d_out, weights, in_features):
     return ops.linear(_arr(in_features), _arr(weights))
 
 
+@_float64
 def run_embedding(vocab_size, d_model, weights, token_ids):
     return ops.embedding(_arr(token_ids), _arr(weights))
 
 
+@_float64
 def run_swiglu(d_model, d_ff, w1_weight, w2_weight, w3_weight, in_features):
     return ops.swiglu(_arr(in_features), _arr(w1_weight), _arr(w2_weight), _arr(w3_weight))
 
 
+@_float64
 def run_scaled_dot_product_attention(Q, K, V, mask=None):
     return ops.scaled_dot_product_attention(_arr(Q), _arr(K), _arr(V),
                                             None if mask is None else _arr(mask, bool))
 
 
+@_float64
 def run_multihead_self_attention(d_model, num_heads, q_proj_weight, k_proj_weight, v_proj_weight,
                                  o_proj_weight, in_features):
     w_qkv = (_arr(q_proj_weight), _arr(k_proj_weight), _arr(v_proj_weight))
     return ops.multihead_self_attention(_arr(in_features), w_qkv, _arr(o_proj_weight), num_heads)
 
 
+@_float64
 def run_multihead_self_attention_with_rope(d_model, num_heads, max_seq_len, theta, q_proj_weight,
                                            k_proj_weight, v_proj_weight, o_proj_weight, in_features,
                                            token_positions=None):
@@ -82,11 +105,13 @@ def run_multihead_self_attention_with_rope(d_model, num_heads, max_seq_len, thet
                                         positions=positions)
 
 
+@_float64
 def run_rope(d_k, theta, max_seq_len, in_query_or_key, token_positions):
     return ops.apply_rope(_arr(in_query_or_key), _arr(token_positions),
                           *ops.rope_tables(d_k, theta, max_seq_len))
 
 
+@_float64
 def run_transformer_block(d_model, num_heads, d_ff, max_seq_len, theta, weights, in_features):
     config = _config(context_length=max_seq_len, d_model=d_model, num_heads=num_heads, d_ff=d_ff,
                      rope_theta=theta)
@@ -103,14 +128,17 @@ def run_transformer_lm(vocab_size, context_length, d_model, num_layers, num_head
     return model.forward(state_dict_to_params(weights, config), _arr(in_indices), config)
 
 
+@_float64
 def run_rmsnorm(d_model, eps, weights, in_features):
     return ops.rmsnorm(_arr(in_features), _arr(weights), eps)
 
 
+@_float64
 def run_silu(in_features):
     return ops.silu(_arr(in_features))
 
 
+@_float64
 def run_softmax(in_features, dim):
     return ops.softmax(_arr(in_features), axis=dim)
 

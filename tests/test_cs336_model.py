@@ -1,7 +1,7 @@
 """The model half of jaxlm.cs336 (CS336's adapters) against float64 numpy references, at the assignment's
-fixture shapes: 1e-6 absolute for the ops, 1e-4 for the whole LM. The ops also get a 1e-6 relative term:
-float32 rounding alone puts a 64-term dot product of size ~2 about 1e-6 from the float64 value (CS336's
-own snapshot tests allow rtol=1e-4 on top of atol=1e-6)."""
+fixture shapes: 1e-6 absolute for the ops and the block (the op adapters compute in float64: float32
+rounding alone puts a 64-term dot product of size ~2 about 1e-6 from the float64 value), 1e-4 for the
+whole LM (in float32, as the model runs)."""
 import zlib
 
 import numpy as np
@@ -38,7 +38,7 @@ def block_weights(prefix=""):
 
 
 def check(actual, expected, atol=1e-6):
-    np.testing.assert_allclose(np.asarray(actual, np.float64), expected, atol=atol, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(actual, np.float64), expected, atol=atol, rtol=0)
 
 
 def test_run_linear_embedding_silu_softmax_rmsnorm():
@@ -87,7 +87,7 @@ def test_run_transformer_block():
     cfg = ModelConfig(vocab_size=1, context_length=MAX_LEN, d_model=D, num_layers=1, num_heads=H, d_ff=F,
                       rope_theta=THETA)
     # The block adds O(1) sublayer outputs, so their float32 rounding (~1e-6) can show in small results.
-    check(cs336.run_transformer_block(D, H, F, MAX_LEN, THETA, w, X), ref.block(w, X, cfg), atol=1e-5)
+    check(cs336.run_transformer_block(D, H, F, MAX_LEN, THETA, w, X), ref.block(w, X, cfg))
 
 
 def test_run_transformer_lm():
